@@ -24,3 +24,18 @@ def test_failing_notebook_names_notebook_and_cell(tiny_project):
     cfg_path.write_text(cfg_path.read_text() + "data: {train: input/missing.csv}\n")
     with pytest.raises(pipeline.PipelineError, match=r"00_eda.*cell.*DataError.*missing.csv"):
         pipeline.run(load_config(cfg_path), models=(), echo=lambda *_: None)
+
+
+def test_runner_end_to_end_baselines_and_stack(tiny_project):
+    d, cfg_path = tiny_project
+    cfg_path.write_text(cfg_path.read_text().replace("models: []", "models: [sgd, lgb]")
+                        + "sgd: {min_df: 1}\nlgb: {n_estimators: 30, svd_components: 4}\n")
+    log = pipeline.run(load_config(cfg_path), echo=lambda *_: None)
+    assert [l.split()[1] for l in log if l.startswith("ran")] == ["00_eda", "10_sgd", "11_lgb", "40_stack"]
+    for f in ("oof/sgd.csv", "oof/lgb.csv", "submissions/submission_sgd.csv", "submissions/submission_lgb.csv",
+              "submissions/submission_blend.csv", "submissions/submission.csv", "runs/tiny/report.md"):
+        assert (d / f).is_file(), f
+    import pandas as pd
+    assert list(pd.read_csv(d / "submissions/submission.csv").columns) == ["id", "generated"]
+    # resume: nothing reruns
+    assert all(l.startswith("skip") for l in pipeline.run(load_config(cfg_path), echo=lambda *_: None))

@@ -55,6 +55,57 @@ NOTEBOOKS = {
     ),
 }
 
+
+
+def classical(num: str, model: str, title: str) -> nbformat.NotebookNode:
+    return notebook(
+        f"# {num} · {title}\nOut-of-fold predictions through the shared CV path (`hopedetect.cv.run_cv`), "
+        "test predictions averaged over fold models, metrics by source/language.",
+        'config = "configs/demo.yaml"\nfold = -1  # -1: every fold; k: only fold k (parts are merged once all exist)',
+        [
+            "from hopedetect import baselines, cv, metrics\nfrom hopedetect.experiment import load_experiment",
+            "exp = load_experiment(config)",
+            f"oof = cv.run_cv(exp, {model!r}, baselines.make_factory({model!r}, exp.cfg), folds=None if fold < 0 else [fold])",
+            "## Out-of-fold metrics",
+            "by = [c for c in ('source', 'language', 'length_bucket') if c in oof or c == 'length_bucket']\n"
+            f"table = metrics.evaluate(oof, by, model={model!r}) if oof is not None else None\n"
+            "table[table.by == 'all'] if table is not None else 'not all folds done yet'",
+            "metrics.breakdown(table, 'source') if table is not None and 'source' in oof else None",
+            "## Test metrics (when the test file has labels)",
+            f"tf = cv.test_frame(exp, {model!r}) if oof is not None else None\n"
+            f"metrics.evaluate(tf, ['source'] if 'source' in tf else [], model={model!r}) if tf is not None else 'no test labels'",
+        ],
+    )
+
+
+NOTEBOOKS["10_sgd"] = classical("10", "sgd", "TF-IDF + SGD baseline")
+NOTEBOOKS["11_lgb"] = classical("11", "lgb", "LightGBM on stylometric + TF-IDF/SVD features")
+NOTEBOOKS["40_stack"] = notebook(
+    "# 40 · Stack\nBlend every model's OOF predictions (merged on `id`); blends are chosen by nested CV on the "
+    "OOF folds. Writes `submissions/submission_blend.csv`, the Kaggle `submissions/submission.csv` and "
+    "`runs/<exp>/report.md`.",
+    'config = "configs/demo.yaml"',
+    [
+        "import matplotlib.pyplot as plt\nfrom hopedetect import cv, report, stack\nfrom hopedetect.experiment import load_experiment",
+        "exp = load_experiment(config)\nres = stack.stack_experiment(exp)\nmodels = list(res.final.models)\nres.scores",
+        "res.final.describe()",
+        "## Comparison table (pooled AUC with bootstrap CI, macro AUC by source, TPR@1%FPR, Brier, ECE)",
+        "cols = models + [f'blend_{m}' for m in exp.cfg.stack.methods]\ntable = report.comparison_table(res.oof, cols)\ntable",
+        "## ROC and calibration",
+        "fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))\nreport.plot_roc(res.oof, cols, axes[0])\n"
+        "report.plot_calibration(res.oof, cols, axes[1])\nplt.tight_layout(); plt.show()",
+        "## AUC by source",
+        "by_source = report.per_group_auc(res.oof, cols, 'source') if 'source' in res.oof else None\n"
+        "if by_source is not None:\n    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3, 0.45 * len(by_source) + 2))\n"
+        "    report.plot_heatmap(by_source, ax); plt.tight_layout(); plt.show()",
+        "## Test set (when labelled) and report",
+        "tf = cv.test_frame(exp, 'blend')\n"
+        "test_table = report.comparison_table(tf.assign(blend=tf.pred), ['blend']) if tf is not None else None\n"
+        "report.write_report(exp.run_dir / 'report.md', exp.cfg.name, table, res.scores, res.final.describe(), test_table)\n"
+        "test_table",
+    ],
+)
+
 if __name__ == "__main__":
     for name, nb in NOTEBOOKS.items():
         nbformat.write(nb, str(NB_DIR / f"{name}.ipynb"))

@@ -48,7 +48,7 @@ class SGDConfig:
     max_features: int = 300_000
     min_df: int = 2
     alpha: float = 5e-5
-    max_iter: int = 30
+    max_iter: int = 50
     # Kaggle "fit on test" trick: learn the TF-IDF vocabulary on train+test texts (never labels). Off by default.
     vocab_on_test: bool = False
 

@@ -141,3 +141,9 @@ def summary_row(frame: pd.DataFrame, model: str, by: str | None = "source", n_bo
     if by and by in frame.columns:
         row[f"macro_auc_{by}"] = t[(t.by == by) & (t.group == "macro")].iloc[0].auc
     return row
+
+
+def breakdown(table: pd.DataFrame, col: str) -> pd.DataFrame:
+    """The rows of one breakdown column of an `evaluate` table, indexed by group (macro row last)."""
+    cols = ["group", "n", "n_ai", "auc", "tpr@1%fpr", "tpr@5%fpr", "f1", "brier", "ece"]
+    return table[table.by == col][cols].set_index("group")

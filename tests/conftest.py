@@ -56,3 +56,18 @@ def tiny_project(tmp_path, monkeypatch):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("name: tiny\nseed: 0\nfolds: {n_folds: 3}\nmodels: []\n")
     return tmp_path, cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory):
+    from hopedetect.tiny import make_tiny_encoder
+
+    return make_tiny_encoder(tmp_path_factory.mktemp("enc") / "tiny-deberta", toy_frame(200).text.tolist())
+
+
+TINY_TRAIN = ("{m}: {{encoder: {enc}, max_length: 48, epochs: 2, batch_size: 16, eval_batch_size: 32, "
+              "head: {{d: 16, n_heads: 2, titans_chunk: 4, cms_chunks: [8, 16], n_probes: 2}}}}\n")
+
+
+def tiny_train_yaml(enc, models=("hope", "deberta")) -> str:
+    return "".join(TINY_TRAIN.format(m=m, enc=enc) for m in models)

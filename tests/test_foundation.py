@@ -252,3 +252,10 @@ def test_notebooks_hold_no_definitions():
         for c in nbformat.read(str(nb), 4).cells:
             if c.cell_type == "code":
                 assert not any(l.lstrip().startswith(("def ", "class ")) for l in c.source.splitlines()), nb.name
+
+
+def test_nested_sections_override_their_own_defaults():
+    cfg = C.load_config(None, ["deberta.epochs=1", "deberta.head.d=64"])
+    assert cfg.deberta.name == "deberta" and cfg.deberta.head.head == "pool" and cfg.deberta.head.d == 64
+    assert cfg.hope.head.head == "hope" and cfg.hope.epochs == 3
+    assert C.load_config(None, ["hope.lr_encoder=5e-5"]).hope.lr_encoder == 5e-5

@@ -39,3 +39,20 @@ def test_runner_end_to_end_baselines_and_stack(tiny_project):
     assert list(pd.read_csv(d / "submissions/submission.csv").columns) == ["id", "generated"]
     # resume: nothing reruns
     assert all(l.startswith("skip") for l in pipeline.run(load_config(cfg_path), echo=lambda *_: None))
+
+
+def test_runner_transformer_notebooks_smoke(tiny_project, tiny_encoder):
+    from conftest import tiny_train_yaml
+
+    d, cfg_path = tiny_project
+    cfg_path.write_text(cfg_path.read_text().replace("models: []", "models: [deberta, hope]")
+                        + tiny_train_yaml(tiny_encoder).replace("epochs: 2", "epochs: 1"))
+    log = pipeline.run(load_config(cfg_path), echo=lambda *_: None)
+    ran = [l.split()[1] for l in log if l.startswith("ran")]
+    assert ran == ["00_eda"] + [f"20_deberta-fold{k}" for k in range(3)] + [f"21_hope-fold{k}" for k in range(3)] \
+        + ["30_infer", "40_stack"]
+    for f in ("oof/hope.csv", "oof/deberta.csv", "submissions/submission_hope.csv", "submissions/submission.csv"):
+        assert (d / f).is_file(), f
+    # one fold asked again: skipped, nothing rerun
+    log = pipeline.run(load_config(cfg_path), folds=[1], echo=lambda *_: None)
+    assert not any(l.startswith("ran") for l in log)

@@ -80,6 +80,45 @@ def classical(num: str, model: str, title: str) -> nbformat.NotebookNode:
 
 NOTEBOOKS["10_sgd"] = classical("10", "sgd", "TF-IDF + SGD baseline")
 NOTEBOOKS["11_lgb"] = classical("11", "lgb", "LightGBM on stylometric + TF-IDF/SVD features")
+
+def transformer(num: str, model: str, title: str) -> nbformat.NotebookNode:
+    return notebook(
+        f"# {num} · {title}\nOne fold per papermill run (`fold=k`, one GPU per process) or every fold (`fold=-1`). "
+        "Training: two AdamW groups, warmup + cosine, AMP via Accelerate, best epoch by validation AUC, resumable.",
+        'config = "configs/demo.yaml"\nfold = -1',
+        [
+            "from hopedetect import metrics, train\nfrom hopedetect.experiment import load_experiment",
+            f"exp = load_experiment(config)\ntc = exp.cfg.{model}\ntc",
+            f"oof = train.run_folds(exp, {model!r}, fold)",
+            "## Training history",
+            f"train.fold_history(exp, {model!r})",
+            "## Out-of-fold metrics (once every fold is done)",
+            f"table = metrics.evaluate(oof, [c for c in ('source', 'language') if c in oof], model=tc.name) if oof is not None else None\n"
+            "table[table.by.isin(['all']) | (table.group == 'macro')] if table is not None else 'waiting for other folds'",
+            "metrics.breakdown(table, 'source') if table is not None and 'source' in oof else None",
+        ],
+    )
+
+
+NOTEBOOKS["20_deberta"] = transformer("20", "deberta", "Plain fine-tuned encoder (mean ‖ attention pooling)")
+NOTEBOOKS["21_hope"] = transformer("21", "hope", "HOPE: encoder + self-modifying Titans memory + CMS")
+NOTEBOOKS["30_infer"] = notebook(
+    "# 30 · Inference\nMerges the fold parts into `oof/<model>.csv` and `submissions/submission_<model>.csv` "
+    "(`submission_hope.csv` is the main one; test predictions are the mean of the fold models). On Kaggle, set "
+    "`checkpoints` to the attached dataset holding `runs/models/<exp>/<model>/fold*/best` to predict offline.",
+    'config = "configs/demo.yaml"\ncheckpoints = ""  # Kaggle: e.g. "/kaggle/input/hope-checkpoints/hope"\nmodel = "hope"',
+    [
+        "from hopedetect import cv, infer, metrics\nfrom hopedetect.experiment import load_experiment",
+        "exp = load_experiment(config)",
+        "if checkpoints:\n    print(infer.infer_offline(exp, model, checkpoints))\nelse:\n"
+        "    oofs = infer.assemble_all(exp)\n    print({k: len(v) for k, v in oofs.items()})",
+        "## Test metrics (when the test file has labels)",
+        "names = [getattr(exp.cfg, m).name for m in infer.transformer_models(exp)] if not checkpoints else [model]\n"
+        "frames = {n: cv.test_frame(exp, n) for n in names}\n"
+        "{n: metrics.evaluate(f, ['source'] if 'source' in f else [], model=n).query(\"by == 'all' or group == 'macro'\") "
+        "for n, f in frames.items() if f is not None}",
+    ],
+)
 NOTEBOOKS["40_stack"] = notebook(
     "# 40 · Stack\nBlend every model's OOF predictions (merged on `id`); blends are chosen by nested CV on the "
     "OOF folds. Writes `submissions/submission_blend.csv`, the Kaggle `submissions/submission.csv` and "

@@ -145,14 +145,15 @@ class ExperimentConfig:
 
 
 # ----------------------------------------------------------------------------------------------- loading
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML value to the annotated type, or raise ConfigError naming the key."""
+def _coerce(value: Any, tp: Any, where: str, base: Any = None) -> Any:
+    """Convert a YAML value to the annotated type, or raise ConfigError naming the key. A mapping for a
+    nested dataclass is applied on top of `base` (the field's own default, e.g. deberta's head="pool")."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _from_dict(tp, value, where)
+        return _from_dict(tp, value, where, base)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
             return None
@@ -175,6 +176,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -185,7 +191,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def _from_dict(cls: type, raw: dict, where: str = "") -> Any:
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _from_dict(cls: type, raw: dict, where: str = "", base: Any = None) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
@@ -195,8 +207,13 @@ def _from_dict(cls: type, raw: dict, where: str = "") -> Any:
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
             f"allowed under '{where or '<root>'}': {', '.join(sorted(names))}"
         )
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
-    return cls(**kwargs)
+    flds = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in raw.items():
+        sub_base = getattr(base, k) if base is not None else _field_default(flds[k])
+        kwargs[k] = _coerce(v, hints[k], f"{where}.{k}" if where else k,
+                            sub_base if dataclasses.is_dataclass(sub_base) else None)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
 
 
 def from_dict(raw: dict, cls: type = ExperimentConfig) -> Any:

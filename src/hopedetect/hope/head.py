@@ -66,13 +66,13 @@ class HopeHead(nn.Module):
     def __init__(self, hidden_size: int, d: int = 256, n_heads: int = 4, titans_chunk: int = 16,
                  cms_chunks: tuple[int, ...] = (32, 128, 512), n_probes: int = 4, n_cls: int = 2,
                  dropout: float = 0.1, surprise_features: bool = True, cms_objective: str = "assoc",
-                 opts: MemoryOptions = MemoryOptions()):
+                 cms_hidden_mult: int = 2, opts: MemoryOptions = MemoryOptions()):
         super().__init__()
         self.d, self.opts, self.surprise_features = d, opts, surprise_features
         self.proj = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, d))
         self.conv = nn.Conv1d(d, d, CONV_K, groups=d)  # causal depthwise (left context only)
         self.titans = SelfModTitans(d, n_heads, titans_chunk, opts)
-        self.cms = nn.ModuleList(CMSLevel(d, c, opts, cms_objective) for c in cms_chunks)
+        self.cms = nn.ModuleList(CMSLevel(d, c, opts, cms_objective, cms_hidden_mult) for c in cms_chunks)
         self.probes = nn.Parameter(torch.randn(n_probes, d) / math.sqrt(d))
         self.attn = AttnPool(d)
         n_stats = 4 if surprise_features else 0

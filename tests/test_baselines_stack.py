@@ -73,6 +73,9 @@ def test_constant_model_adds_nothing_and_nested_scores():
     assert res.final.describe()["method"] in stack.METHODS
     res2 = stack.run_stack(df, ["noisy", "perfect"])
     assert res2.scores.set_index("name").auc["blend_rank_weighted"] > 0.99
+    # a blend that does not beat the best single model is not used: the model's own probabilities are
+    res3 = stack.run_stack(df, ["noisy", "const"], methods=("rank_mean",))
+    assert res3.best == stack.SINGLE and np.allclose(res3.final.predict(df[["noisy", "const"]].to_numpy()), df.noisy)
 
 
 def test_nested_cv_does_not_score_on_fitted_rows():

@@ -20,6 +20,8 @@ from .io import CARRIED_COLUMNS, PredictionFileError, read_oof, read_submission
 from .metrics import roc_auc
 
 METHODS = ("rank_mean", "rank_weighted", "logreg")
+# Every single model also competes with the blends: a blend that does not beat the best model is not used.
+SINGLE = "single"
 
 
 class StackError(ValueError):
@@ -122,6 +124,8 @@ class Blend:
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """Blend score in [0,1]: mean percentile rank within X's rows, or the stacker's probability."""
+        if self.method == SINGLE:  # the chosen model's own probabilities
+            return X @ self.weights
         if self.method == "logreg":
             return self.lr.predict_proba(logit(X))[:, 1]
         return np.column_stack([pct_rank(c) for c in X.T]) @ self.weights
@@ -176,9 +180,13 @@ def run_stack(oof: pd.DataFrame, models: list[str], test: pd.DataFrame | None = 
         oof[col] = nested_oof(oof, models, meth, calibrate)
         rows.append({"name": col, "kind": "blend (nested CV)", "auc": roc_auc(y, oof[col].to_numpy())})
     scores = pd.DataFrame(rows).sort_values("auc", ascending=False).reset_index(drop=True)
-    blends = scores[scores.kind != "model"]
-    best = blends.iloc[0]["name"].removeprefix("blend_")
-    final = Blend(best, models).fit(oof[models].to_numpy(float), y)
+    top = scores.iloc[0]
+    if top["kind"] == "model":  # OOF predictions are already out-of-fold: comparable with nested blend scores
+        best = SINGLE
+        final = Blend(SINGLE, models, weights=(np.array(models) == top["name"]).astype(float))
+    else:
+        best = top["name"].removeprefix("blend_")
+        final = Blend(best, models).fit(oof[models].to_numpy(float), y)
     if calibrate:
         final.calibrate(oof[models].to_numpy(float), y)
     test_pred = final.predict(test[models].to_numpy(float)) if test is not None else None
@@ -198,8 +206,7 @@ def stack_experiment(exp) -> StackResult:
     res = run_stack(oof, models, test, tuple(cfg.stack.methods), cfg.stack.calibrate)
     atomic_write_csv(res.oof, exp.run_dir / "stack_oof.csv")
     if res.test_pred is not None:
-        meta = exp.meta(blend=res.final.describe(), models=models,
-                        nested_cv_auc=float(res.scores.set_index("name").loc[f"blend_{res.best}", "auc"]))
+        meta = exp.meta(blend=res.final.describe(), models=models, oof_auc=float(res.scores.iloc[0]["auc"]))
         write_submission(exp.test["id"], res.test_pred, exp.submission_path("blend"), meta)
         write_kaggle_submission(exp.test["id"], res.test_pred, Path(cfg.submission_dir) / "submission.csv", meta)
     return res

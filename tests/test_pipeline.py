@@ -56,3 +56,17 @@ def test_runner_transformer_notebooks_smoke(tiny_project, tiny_encoder):
     # one fold asked again: skipped, nothing rerun
     log = pipeline.run(load_config(cfg_path), folds=[1], echo=lambda *_: None)
     assert not any(l.startswith("ran") for l in log)
+
+
+def test_runner_lm_notebook_smoke(tiny_project, tmp_path_factory):
+    from conftest import toy_frame
+    from hopedetect.tiny import make_tiny_causal_lm
+
+    d, cfg_path = tiny_project
+    lm_dir = make_tiny_causal_lm(tmp_path_factory.mktemp("lm") / "m", toy_frame(100).text.tolist())
+    cfg_path.write_text(cfg_path.read_text().replace("models: []", "models: [lm]")
+                        + f"lm: {{model: {lm_dir}, cache_dir: lmcache}}\nlgb: {{n_estimators: 20}}\n")
+    log = pipeline.run(load_config(cfg_path), echo=lambda *_: None)
+    assert [l.split()[1] for l in log if l.startswith("ran")] == ["00_eda", "12_lm", "40_stack"]
+    for f in ("oof/lm_zero.csv", "oof/lm_lgb.csv", "submissions/submission.csv"):
+        assert (d / f).is_file(), f

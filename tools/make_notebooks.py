@@ -80,6 +80,26 @@ def classical(num: str, model: str, title: str) -> nbformat.NotebookNode:
 
 NOTEBOOKS["10_sgd"] = classical("10", "sgd", "TF-IDF + SGD baseline")
 NOTEBOOKS["11_lgb"] = classical("11", "lgb", "LightGBM on stylometric + TF-IDF/SVD features")
+NOTEBOOKS["12_lm"] = notebook(
+    "# 12 · Likelihood signals from a small causal LM\nZero-shot scores (analytic Fast-DetectGPT, log-likelihood, "
+    "entropy, log-rank, GLTR buckets, Binoculars with a second model) from one forward pass per text, cached on disk; "
+    "`lm_zero` ranks one score (no training), `lm_lgb` is LightGBM on the features.",
+    'config = "configs/demo.yaml"',
+    [
+        "from hopedetect import cv, lm, metrics\nfrom hopedetect.experiment import load_experiment",
+        "exp = load_experiment(config)\nscorer = lm.LMScorer(exp.cfg.lm)\nfeats = scorer.score(exp.train_texts())\n"
+        "print(f'{scorer.path}: {getattr(scorer, \"tokens_per_s\", float(\"nan\")):.0f} tokens/s (nan = all cached)')",
+        "## Zero-shot AUC of every feature (a-priori sign), pooled and by source",
+        "lm.feature_auc_table(feats, exp.train['label'].to_numpy(), exp.train['source'] if 'source' in exp.train else None).round(3)",
+        "## lm_zero and lm_lgb through the shared CV path",
+        "oof_zero = cv.run_cv(exp, 'lm_zero', lm.make_factory('lm_zero', exp.cfg, scorer))\n"
+        "oof_lgb = cv.run_cv(exp, 'lm_lgb', lm.make_factory('lm_lgb', exp.cfg, scorer))",
+        "by = [c for c in ('source', 'language') if c in exp.train]\n"
+        "{name: metrics.evaluate(o, by, model=name).query(\"by == 'all' or group == 'macro'\") for name, o in "
+        "(('lm_zero', oof_zero), ('lm_lgb', oof_lgb))}",
+    ],
+)
+
 
 def transformer(num: str, model: str, title: str) -> nbformat.NotebookNode:
     return notebook(

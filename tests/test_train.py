@@ -149,3 +149,20 @@ def test_length_bucket_sampler_and_collate():
     items = [{"idx": 0, "windows": [[1, 2, 3]], "label": 1}, {"idx": 1, "windows": [[4]], "label": 0}]
     b = train.collate(items, pad_id=0, windows=False)
     assert b["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]] and b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_last_epoch_when_best_epoch_selection_is_off(tiny_exp, monkeypatch):
+    import dataclasses
+    d, exp = tiny_exp
+    exp.cfg = dataclasses.replace(exp.cfg, hope=dataclasses.replace(exp.cfg.hope, select_best_epoch=False))
+    aucs = iter([0.9, 0.1])
+    real = train.evaluate_epoch
+
+    def fake_eval(*a, **k):
+        real(*a, **k)
+        return next(aucs), None
+
+    monkeypatch.setattr(train, "evaluate_epoch", fake_eval)
+    train.run_fold(exp, "hope", 1, echo=lambda *_: None)
+    hist = json.loads((d / "runs/models/tiny/hope/fold1/history.json").read_text())
+    assert hist["best_epoch"] == 1  # the last epoch, although epoch 0 scored higher

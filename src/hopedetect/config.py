@@ -114,6 +114,9 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no
     eval_batch_size: int = 32
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps steps (smoke runs)
+    # Keep the epoch with the best validation AUC (the notebook's intent). It picks on the fold's own
+    # validation rows, so benchmarks that must not tune on the test side of a fold set it to false (last epoch).
+    select_best_epoch: bool = True
     num_workers: int = 0
 
 

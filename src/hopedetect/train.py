@@ -355,7 +355,7 @@ def run_fold(exp: Experiment, model_name: str, fold: int, echo: Callable[[str], 
         auc = float("nan")
         if accelerator.is_main_process:
             auc, _ = evaluate_epoch(model, val_loader, device, y[va], autocast_dtype)
-            improved = state["best_epoch"] is None or auc > state["best_auc"]
+            improved = state["best_epoch"] is None or auc > state["best_auc"] or not tc.select_best_epoch
             echo(f"[{tc.name}] fold {fold} epoch {epoch}: loss {stats['loss']:.4f} val AUC {auc:.4f}"
                  f" ({stats['tokens_per_s']:.0f} tok/s){' *' if improved else ''}")
             if improved:

@@ -31,7 +31,9 @@ test: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) bench/quality.py
+	$(PY) bench/memory.py
+	$(PY) bench/baselines.py
+	$(PY) bench/quality.py --rows 1000 --ablations
 
 strip: install
 	$(PY) -m hopedetect.notebooks strip notebooks/*.ipynb

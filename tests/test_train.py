@@ -95,6 +95,14 @@ def test_all_folds_assemble_oof_and_submission(tiny_exp):
     read_oof(d / "oof/deberta.csv", expected_ids=exp.train.id)
     sub = read_submission(d / "submissions/submission_deberta.csv", expected_ids=exp.test.id)
     assert list(sub.columns) == ["id", "prediction"]
+    # Kaggle inference-only path: the fold checkpoints alone (no train file) reproduce the submission
+    from hopedetect import infer
+    import shutil
+    (d / "input/train.csv").unlink()
+    shutil.move(str(d / "submissions/submission_deberta.csv"), str(d / "ref.csv"))
+    out = infer.infer_offline(exp.cfg, "deberta", d / "runs/models/tiny/deberta")
+    got = read_submission(out, expected_ids=exp.test.id)
+    assert np.allclose(got.prediction, pd.read_csv(d / "ref.csv").prediction, atol=1e-5)
 
 
 def test_save_pretrained_round_trip_and_param_groups(tiny_encoder, tmp_path):

@@ -128,13 +128,15 @@ NOTEBOOKS["30_infer"] = notebook(
     "`checkpoints` to the attached dataset holding `runs/models/<exp>/<model>/fold*/best` to predict offline.",
     'config = "configs/demo.yaml"\ncheckpoints = ""  # Kaggle: e.g. "/kaggle/input/hope-checkpoints/hope"\nmodel = "hope"',
     [
-        "from hopedetect import cv, infer, metrics\nfrom hopedetect.experiment import load_experiment",
-        "exp = load_experiment(config)",
-        "if checkpoints:\n    print(infer.infer_offline(exp, model, checkpoints))\nelse:\n"
-        "    oofs = infer.assemble_all(exp)\n    print({k: len(v) for k, v in oofs.items()})",
+        "from hopedetect import cv, infer, metrics\nfrom hopedetect.config import load_config\n"
+        "from hopedetect.experiment import load_experiment",
+        "if checkpoints:  # Kaggle inference-only kernel: no train file needed\n"
+        "    print(infer.infer_offline(load_config(config), model, checkpoints))\n"
+        "    frames = {}\nelse:\n    exp = load_experiment(config)\n    oofs = infer.assemble_all(exp)\n"
+        "    print({k: len(v) for k, v in oofs.items()})\n"
+        "    frames = {n: cv.test_frame(exp, n) for n in oofs}",
         "## Test metrics (when the test file has labels)",
-        "names = [getattr(exp.cfg, m).name for m in infer.transformer_models(exp)] if not checkpoints else [model]\n"
-        "frames = {n: cv.test_frame(exp, n) for n in names}\n"
+        
         "{n: metrics.evaluate(f, ['source'] if 'source' in f else [], model=n).query(\"by == 'all' or group == 'macro'\") "
         "for n, f in frames.items() if f is not None}",
     ],

@@ -62,8 +62,15 @@ def predict_with_checkpoints(dirs: list[Path], texts: list[str], batch_size: int
     return np.mean(preds, 0)
 
 
-def infer_offline(exp: Experiment, name: str, root: str | Path, tc=None) -> Path:
-    """Kaggle path: checkpoints from an attached dataset -> submissions/submission_<name>.csv."""
-    tc = tc or getattr(exp.cfg, name)
-    p = predict_with_checkpoints(checkpoint_dirs(root), exp.test_texts(), tc.eval_batch_size, tc.long_doc, tc.max_length)
-    return write_submission(exp.test["id"], p, exp.submission_path(tc.name), exp.meta(model=tc.name, checkpoints=str(root)))
+def infer_offline(cfg, model: str, root: str | Path) -> Path:
+    """Kaggle path (no train file needed): fold checkpoints from an attached dataset, averaged over the test
+    file of the config -> submissions/submission_<name>.csv."""
+    from .data import load_frame, normalized_texts
+    from .io import run_metadata, submission_path
+
+    tc = getattr(cfg, model)
+    test = load_frame(cfg.data.test, "test")
+    p = predict_with_checkpoints(checkpoint_dirs(root), normalized_texts(test, cfg.data.normalize),
+                                 tc.eval_batch_size, tc.long_doc, tc.max_length)
+    return write_submission(test["id"], p, submission_path(cfg.submission_dir, tc.name),
+                            run_metadata(cfg.seed, cfg, model=tc.name, checkpoints=str(root)))

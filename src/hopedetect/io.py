@@ -170,12 +170,17 @@ def read_oof(path: str | Path, expected_ids: Iterable[str] | None = None) -> pd.
 
 
 # ----------------------------------------------------------------------------------------- submissions
-def write_submission(ids: Iterable[str], pred: np.ndarray, path: str | Path, meta: dict) -> Path:
-    df = pd.DataFrame({"id": pd.Series(list(ids)).astype(str), "prediction": np.asarray(pred, dtype=float)})
+def _write_predictions(ids: Iterable[str], pred: np.ndarray, path: str | Path, meta: dict, col: str) -> Path:
+    df = pd.DataFrame({"id": pd.Series(list(ids)).astype(str), col: np.asarray(pred, dtype=float)})
     path = Path(path)
     _check_ids(df, path, None)
-    _check_probs(df["prediction"], path, "prediction", df["id"])
+    _check_probs(df[col], path, col, df["id"])
     return write_with_meta(df, path, meta)
+
+
+def write_submission(ids: Iterable[str], pred: np.ndarray, path: str | Path, meta: dict) -> Path:
+    """Test predictions of one model: `id,prediction` (the original notebook's format)."""
+    return _write_predictions(ids, pred, path, meta, "prediction")
 
 
 def read_submission(path: str | Path, expected_ids: Iterable[str] | None = None) -> pd.DataFrame:
@@ -191,8 +196,4 @@ def read_submission(path: str | Path, expected_ids: Iterable[str] | None = None)
 
 def write_kaggle_submission(ids: Iterable[str], pred: np.ndarray, path: str | Path, meta: dict) -> Path:
     """Kaggle format (`id,generated`), as in the LLM-detect competition."""
-    df = pd.DataFrame({"id": pd.Series(list(ids)).astype(str), "generated": np.asarray(pred, dtype=float)})
-    path = Path(path)
-    _check_ids(df, path, None)
-    _check_probs(df["generated"], path, "generated", df["id"])
-    return write_with_meta(df, path, meta)
+    return _write_predictions(ids, pred, path, meta, "generated")

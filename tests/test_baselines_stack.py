@@ -112,3 +112,13 @@ def test_misaligned_or_missing_ids_are_clear_errors(tmp_path):
     _write_model(tmp_path, "d", df.iloc[::-1], np.linspace(0, 1, 40)[::-1])
     m = stack.load_oof_matrix(tmp_path / "oof", ["a", "d"])
     assert np.allclose(m["a"], m["d"])
+
+
+def test_platt_calibration_of_the_blend_improves_ece():
+    from hopedetect.metrics import ece
+    df = _synthetic_oof(2000, seed=4)
+    raw = stack.run_stack(df, ["noisy", "perfect"], methods=("rank_mean",))
+    cal = stack.run_stack(df, ["noisy", "perfect"], methods=("rank_mean",), calibrate=True)
+    y = df.label.to_numpy()
+    e_raw, e_cal = ece(y, raw.oof.blend_rank_mean.to_numpy()), ece(y, cal.oof.blend_rank_mean.to_numpy())
+    assert cal.final.calibrator is not None and e_cal < e_raw

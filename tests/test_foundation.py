@@ -43,6 +43,9 @@ def test_config_types_and_overrides(tmp_path):
 def test_repo_configs_load():
     for p in (ROOT / "configs").glob("*.yaml"):
         C.load_config(p)
+    for layer in (ROOT / "configs" / "ablations").glob("*.yaml"):  # each ablation changes the hope head only
+        base, abl = C.load_config(ROOT / "configs/quality.yaml"), C.load_config(ROOT / "configs/quality.yaml", layers=[layer])
+        assert abl.hope != base.hope and abl.deberta == base.deberta and abl.folds == base.folds
 
 
 # -------------------------------------------------------------------------------------------------- data

@@ -12,7 +12,6 @@ Every number comes from the committed configs and the seed; nothing is tuned on 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time

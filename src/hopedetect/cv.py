@@ -48,6 +48,10 @@ class FoldParts:
     def read(self, fold: int, test: bool = False) -> pd.DataFrame:
         return pd.read_csv(self.path(fold, test), dtype={"id": str})
 
+    def missing(self) -> list[int]:
+        """Folds of the experiment's fold file that have no finished part yet."""
+        return [k for k in fold_ids(self.exp.folds) if not self.done(k)]
+
 
 def run_cv(exp: Experiment, model: str, factory: Callable[[], Classifier], folds: list[int] | None = None,
            echo: Callable[[str], None] = print) -> pd.DataFrame | None:
@@ -57,31 +61,32 @@ def run_cv(exp: Experiment, model: str, factory: Callable[[], Classifier], folds
     test_texts = exp.test_texts() or None
     y = exp.train["label"].to_numpy()
     parts = FoldParts(exp, model)
-    all_folds = fold_ids(exp.folds)
-    for k in folds if folds is not None else all_folds:
+    for k in folds if folds is not None else fold_ids(exp.folds):
         if parts.done(k):
             echo(f"[{model}] fold {k}: done earlier, skipped")
             continue
         t0 = time.time()
         va = exp.folds.to_numpy() == k
-        unlabeled = test_texts if test_texts is not None else None
-        clf = factory().fit(list(texts[~va]), y[~va], unlabeled=unlabeled)
+        clf = factory().fit(list(texts[~va]), y[~va], unlabeled=test_texts)
         pv = clf.predict_proba(list(texts[va]))[:, 1]
         pt = clf.predict_proba(test_texts)[:, 1] if test_texts is not None else None
         parts.write(k, exp.train["id"][va], pv, pt)
         echo(f"[{model}] fold {k}: {va.sum()} val rows, {time.time() - t0:.1f}s")
-    if all(parts.done(k) for k in all_folds):
-        return assemble(exp, model)
-    return None
+    return assemble_if_complete(exp, model)
+
+
+def assemble_if_complete(exp: Experiment, model: str) -> pd.DataFrame | None:
+    """`assemble` once every fold has its part (the last fold to finish, in whatever process, does it)."""
+    return None if FoldParts(exp, model).missing() else assemble(exp, model)
 
 
 def assemble(exp: Experiment, model: str) -> pd.DataFrame:
     """Merge fold parts on id into the OOF file (+ the test submission averaged over fold models)."""
     parts = FoldParts(exp, model)
     ks = fold_ids(exp.folds)
-    missing = [k for k in ks if not parts.done(k)]
+    missing = parts.missing()
     if missing:
-        raise FileNotFoundError(f"{model}: folds {missing} have no parts under {parts.dir}")
+        raise FileNotFoundError(f"{model}: folds {missing} have no parts under {parts.dir} (train them first)")
     val = pd.concat([parts.read(k).assign(fold=k) for k in ks])
     pred = val.set_index("id")["pred"]
     if pred.index.duplicated().any():

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cv import FoldParts, assemble
+from .cv import assemble
 from .experiment import Experiment
-from .folds import fold_ids
 from .io import write_submission
 from .train import DocDataset, load_checkpoint, make_loader, predict, tokenize_docs
 
@@ -21,15 +20,7 @@ def transformer_models(exp: Experiment) -> list[str]:
 
 def assemble_all(exp: Experiment) -> dict[str, pd.DataFrame]:
     """OOF frame per transformer model whose every fold is finished (writes oof/ and submissions/)."""
-    out = {}
-    for m in transformer_models(exp):
-        name = getattr(exp.cfg, m).name
-        parts = FoldParts(exp, name)
-        missing = [k for k in fold_ids(exp.folds) if not parts.done(k)]
-        if missing:
-            raise FileNotFoundError(f"{name}: folds {missing} are not trained yet (run notebooks/2x with fold=k)")
-        out[name] = assemble(exp, name)
-    return out
+    return {getattr(exp.cfg, m).name: assemble(exp, getattr(exp.cfg, m).name) for m in transformer_models(exp)}
 
 
 def checkpoint_dirs(root: str | Path) -> list[Path]:

@@ -109,8 +109,6 @@ class HopeForSequenceClassification(PreTrainedModel):
         """One forward for training and inference. `hidden_states` (cached encoder outputs) skips the encoder."""
         if hidden_states is None:
             hidden_states, attention_mask = self.encode(input_ids, attention_mask, token_type_ids)
-        else:  # cached states are stored in fp16; the head's own dtype decides (AMP still applies)
-            hidden_states = hidden_states.to(self.head.cls[1].weight.dtype)
         out = self.head(hidden_states, attention_mask)
         loss = None
         if labels is not None:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TrainConfig
-from .cv import FoldParts, assemble
+from .cv import FoldParts, assemble_if_complete
 from .experiment import Experiment
 from .io import atomic_write_bytes, atomic_write_json
 from .metrics import roc_auc
@@ -258,7 +258,7 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
-def train_one_epoch(model, loader, opt, sched, accelerator, tc: TrainConfig, epoch: int, echo) -> dict:
+def train_one_epoch(model, loader, opt, sched, accelerator, tc: TrainConfig, epoch: int) -> dict:
     from tqdm.auto import tqdm
 
     model.train()
@@ -307,7 +307,7 @@ def run_fold(exp: Experiment, model_name: str, fold: int, echo: Callable[[str], 
     parts = FoldParts(exp, tc.name)
     if parts.done(fold):
         echo(f"[{tc.name}] fold {fold}: done earlier, skipped")
-        return _maybe_assemble(exp, tc.name)
+        return assemble_if_complete(exp, tc.name)
     paths = FoldPaths(Path(exp.cfg.models_dir) / exp.cfg.name / tc.name / f"fold{fold}")
     mp = resolve_mixed_precision(tc.mixed_precision)
     accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=tc.grad_accum,
@@ -351,7 +351,7 @@ def run_fold(exp: Experiment, model_name: str, fold: int, echo: Callable[[str], 
         best_state = {k: v.clone() for k, v in load_checkpoint(paths.best).state_dict().items()}
     for epoch in range(state["epoch"] + 1, tc.epochs):
         _set_epoch(train_loader, epoch)
-        stats = train_one_epoch(model, train_loader, opt, sched, accelerator, tc, epoch, echo)
+        stats = train_one_epoch(model, train_loader, opt, sched, accelerator, tc, epoch)
         auc = float("nan")
         if accelerator.is_main_process:
             auc, _ = evaluate_epoch(model, val_loader, device, y[va], autocast_dtype)
@@ -380,7 +380,7 @@ def run_fold(exp: Experiment, model_name: str, fold: int, echo: Callable[[str], 
     parts.write(fold, exp.train["id"][va], pv, pt)
     atomic_write_json(paths.root / "history.json", state)
     echo(f"[{tc.name}] fold {fold}: best epoch {state['best_epoch']} val AUC {state['best_auc']:.4f}")
-    return _maybe_assemble(exp, tc.name)
+    return assemble_if_complete(exp, tc.name)
 
 
 def _set_epoch(loader, epoch: int) -> None:
@@ -415,13 +415,6 @@ def _save_last(accelerator, paths: FoldPaths, state: dict) -> None:
         shutil.rmtree(paths.last, ignore_errors=True)
         tmp.rename(paths.last)
     accelerator.wait_for_everyone()
-
-
-def _maybe_assemble(exp: Experiment, name: str) -> pd.DataFrame | None:
-    from .folds import fold_ids
-
-    parts = FoldParts(exp, name)
-    return assemble(exp, name) if all(parts.done(k) for k in fold_ids(exp.folds)) else None
 
 
 def run_folds(exp: Experiment, model_name: str, fold: int = -1, echo: Callable[[str], None] = print) -> pd.DataFrame | None:

@@ -57,7 +57,7 @@ class PoolHead(nn.Module):
 
     def forward(self, hidden_states: Tensor, attention_mask: Tensor, state: State | None = None) -> HeadOutput:
         m = attention_mask.bool()
-        y = self.proj(hidden_states)
+        y = self.proj(hidden_states.to(self.proj[1].weight.dtype))  # cached states arrive as fp16
         z = torch.cat([masked_mean(y, m), self.attn(y, m)], -1)
         return HeadOutput(self.cls(z), z)
 

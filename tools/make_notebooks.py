@@ -23,6 +23,8 @@ def notebook(title: str, params: str, cells: list) -> nbformat.NotebookNode:
     nb.cells = [new_markdown_cell(title), p, new_code_cell(SYS_PATH)]
     for c in cells:
         nb.cells.append(new_markdown_cell(c[3:]) if c.startswith("## ") else new_code_cell(c))
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating an unchanged notebook changes no byte
+        cell.id = f"cell-{i:02d}"
     return nb
 
 
@@ -113,7 +115,7 @@ def transformer(num: str, model: str, title: str) -> nbformat.NotebookNode:
             "## Training history",
             f"train.fold_history(exp, {model!r})",
             "## Out-of-fold metrics (once every fold is done)",
-            f"table = metrics.evaluate(oof, [c for c in ('source', 'language') if c in oof], model=tc.name) if oof is not None else None\n"
+            "table = metrics.evaluate(oof, [c for c in ('source', 'language') if c in oof], model=tc.name) if oof is not None else None\n"
             "table[table.by.isin(['all']) | (table.group == 'macro')] if table is not None else 'waiting for other folds'",
             "metrics.breakdown(table, 'source') if table is not None and 'source' in oof else None",
         ],
